@@ -1,0 +1,81 @@
+"""Evaluation: facts → health → portfolio placement → playbook checks, for one account at a time.
+
+Pure and in-memory: the store loads signals, the ledger decides what to do with the outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from core.config import KizunaConfig
+from core.domain import Account, AccountSignals
+from playbooks.catalog import Playbook, Variant
+from playbooks.facts import FactBuilder
+from playbooks.portfolio import Placement, Portfolio
+from playbooks.scorecard import Health, Scorecard
+
+
+@dataclass(slots=True)
+class Evaluation:
+    """The outcome for one account: its facts, health, placement and what each playbook said."""
+
+    account: Account
+    facts: dict[str, Any]
+    health: Health
+    placement: Placement
+    fired: list[tuple[Playbook, Variant]] = field(default_factory=list)
+    cleared: list[Playbook] = field(default_factory=list)
+    skipped: list[tuple[Playbook, list[str]]] = field(default_factory=list)
+
+
+class Evaluator:
+    """Scores, segments and checks every playbook; built once per configuration."""
+
+    def __init__(self, config: KizunaConfig, playbooks: list[Playbook]) -> None:
+        self.config = config
+        self.facts = FactBuilder(config)
+        self.scorecard = Scorecard(config.scorecard)
+        self.portfolio = Portfolio(config.portfolio)
+        self.playbooks = playbooks
+
+    def evaluate(self, signals: AccountSignals, today: date) -> Evaluation:
+        facts = self.facts.build(signals, today)
+        health = self.scorecard.score(facts)
+        placement = self.portfolio.place(facts)
+        score = health.score
+        previous = facts["health_previous"]
+        peak = signals.peak_health_14d
+        facts["health_score"] = score
+        facts["health_band"] = health.band
+        facts["health_change"] = (round(score - previous, 1)
+                                  if score is not None and previous is not None else None)
+        facts["health_drop_14d"] = (round(max(peak - score, 0.0), 1)
+                                    if score is not None and peak is not None else None)
+        touch, cell, cadence = placement.touch, placement.cell, placement.cadence_days
+        facts["potential_band"] = placement.potential_band
+        facts["engagement"] = placement.engagement
+        facts["cell"] = cell
+        facts["touch"] = touch
+        facts["cadence_days"] = cadence
+        contact = facts["days_since_contact"]
+        facts["days_over_cadence"] = contact - cadence if contact is not None else None
+        result = Evaluation(signals.account, facts, health, placement)
+        for pb in self.playbooks:
+            if not pb.applies(touch, cell):
+                result.cleared.append(pb)
+                continue
+            outcome = pb.check(facts)
+            if outcome is None:
+                result.skipped.append((pb, pb.missing(facts)))
+            elif outcome is False:
+                result.cleared.append(pb)
+            else:
+                result.fired.append((pb, outcome))
+        return result
+
+    def evaluate_all(self, signals: Iterable[AccountSignals], today: date) -> Iterator[Evaluation]:
+        for s in signals:
+            yield self.evaluate(s, today)

@@ -10,14 +10,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
-from core.yamlfile import read_yaml, validate
+from core.yamlfile import YamlDocument, read_yaml, validate
 
 PositiveNumber = Annotated[float, Field(gt=0, strict=True)]
 Number = Annotated[float, Field(strict=True)]
@@ -226,6 +226,12 @@ class KizunaConfig(Strict):
     playbooks: PlaybookSettings = PlaybookSettings()
     templates: Templates = Templates()
     demo: Demo = Demo()
+    # Sections owned by one component each, validated by that component's own model through
+    # ``Settings.section`` so errors still name kizuna.yaml's line.
+    salesforce: dict[str, Any] = Field(default_factory=dict)
+    hubspot: dict[str, Any] = Field(default_factory=dict)
+    slack: dict[str, Any] = Field(default_factory=dict)
+    scheduler: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("timezone")
     @classmethod
@@ -259,6 +265,9 @@ class Environment(BaseSettings):
     hubspot_base_url: str | None = None
 
 
+Section = TypeVar("Section", bound=BaseModel)
+
+
 @dataclass(frozen=True)
 class Settings:
     """The resolved settings the rest of the program is given."""
@@ -266,6 +275,14 @@ class Settings:
     config: KizunaConfig
     env: Environment
     config_path: Path | None
+    document: YamlDocument | None = None
+
+    def section(self, name: str, model: type[Section]) -> Section:
+        """Validate one component's section of kizuna.yaml (e.g. ``salesforce``) with its model."""
+        raw = getattr(self.config, name)
+        if self.document is None:
+            return model.model_validate(raw)
+        return validate(self.document, model, at=(name,))
 
     @property
     def tz(self) -> ZoneInfo:
@@ -302,7 +319,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         return Settings(KizunaConfig(), env, None)
     if not path.is_file():
         raise ConfigError("file not found (set by KIZUNA_CONFIG)", file=str(path))
-    return Settings(validate(read_yaml(path), KizunaConfig), env, path)
+    doc = read_yaml(path)
+    return Settings(validate(doc, KizunaConfig), env, path, doc)
 
 
 def _env_kwargs(environ: Mapping[str, str]) -> dict[str, str]:

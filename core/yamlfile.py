@@ -92,15 +92,22 @@ def read_yaml(path: Path) -> YamlDocument:
     return parse_yaml(text, str(path))
 
 
-def validate(doc: YamlDocument, model: type[Model], *, context: dict | None = None) -> Model:
-    """Validate a document against a model; every problem is reported with file and line."""
-    data = {} if doc.data is None else doc.data
+def validate(doc: YamlDocument, model: type[Model], *, context: dict | None = None,
+             at: Loc = ()) -> Model:
+    """Validate a document (or the part of it at ``at``) against a model.
+
+    Every problem is reported with file, line and the full dotted field path.
+    """
+    data: Any = doc.data
+    for part in at:
+        data = data.get(part) if isinstance(data, dict) else None
+    data = {} if data is None else data
     try:
         return model.model_validate(data, context=context)
     except ValidationError as exc:
         errors = []
         for err in exc.errors(include_url=False):
-            loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
+            loc = at + tuple(p for p in err["loc"] if not _is_union_tag(p))
             message = err["msg"]
             if err["type"] == "extra_forbidden":
                 message = "unknown field"

@@ -27,6 +27,7 @@ from core.domain import (
     Play,
     PlayState,
     StepState,
+    SyncBatch,
 )
 from core.errors import ConfigError, ConnectorError, DeliveryError, FatalAPIError, KizunaError
 from core.ledger import History, Ledger, play_key, play_ref
@@ -300,13 +301,19 @@ class Kizuna:
 
     # sync ------------------------------------------------------------------------------------
 
-    def sync(self) -> SyncResult:
-        """Pull what changed since the stored cursors; all-or-nothing."""
+    def sync(self, observe: Callable[[SyncBatch], None] | None = None) -> SyncResult:
+        """Pull what changed since the stored cursors; all-or-nothing.
+
+        ``observe`` sees every batch as it arrives (the CLI's progress bar).
+        """
         cursors = self.store.cursors(self.source)
         run = self.store.start_sync(self.source, full=not cursors)
         started = datetime.now(UTC)
+        batches = self.connector.pull(cursors)
+        if observe is not None:
+            batches = _observed(batches, observe)
         try:
-            counts = self.store.apply_sync(self.source, self.connector.pull(cursors))
+            counts = self.store.apply_sync(self.source, batches)
         except KizunaError as exc:
             stats = dict(self.connector.stats())
             self.store.finish_sync(run, status="failed", error=str(exc),
@@ -577,6 +584,13 @@ class Kizuna:
                     return {"name_ja": ja, "name_en": en, "email": email}
         local = email.split("@")[0] or "CSM"
         return {"name_ja": local, "name_en": local, "email": email}
+
+
+def _observed(batches: Iterator[SyncBatch],
+              observe: Callable[[SyncBatch], None]) -> Iterator[SyncBatch]:
+    for batch in batches:
+        observe(batch)
+        yield batch
 
 
 def _health_evidence(ev: Evaluation, rules: Rules) -> dict[str, Any]:

@@ -175,7 +175,7 @@ def sync(as_json: JsonOption = False) -> None:
     """Pull what changed in the CRM into the local store."""
     with _errors():
         kizuna = _open(load_settings())
-        result = kizuna.sync()
+        result = _sync_with_progress(kizuna)
         data = {"source": kizuna.source, "counts": result.counts.as_dict(),
                 "stats": dict(result.stats), "seconds": round(result.seconds, 2)}
         if as_json:
@@ -189,6 +189,25 @@ def sync(as_json: JsonOption = False) -> None:
         out.print(table)
         for key, value in result.stats.items():
             out.print(f"{key}: {value}", highlight=False)
+
+
+def _sync_with_progress(kizuna: Kizuna) -> Any:
+    """Run a sync, with a live record count per stream when stdout is a terminal."""
+    if not out.is_terminal:
+        return kizuna.sync()
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                  TextColumn("{task.completed:,} records"), TimeElapsedColumn(),
+                  console=out, transient=True) as progress:
+        tasks: dict[str, Any] = {}
+
+        def observe(batch: Any) -> None:
+            if batch.stream not in tasks:
+                tasks[batch.stream] = progress.add_task(f"pulling {batch.stream}", total=None)
+            progress.advance(tasks[batch.stream], len(batch.records))
+
+        return kizuna.sync(observe)
 
 
 @app.command()

@@ -123,8 +123,8 @@ class Compiler:
             return between
         compare = _BINARY[op]
         operand = self._operand(raw, loc)
-        if not isinstance(raw, dict):
-            constant = raw
+        if not isinstance(raw, dict) or set(raw) == {"param"}:
+            constant = operand({})  # literals and params are fixed: compare without a lookup
 
             def against_constant(f: Facts) -> bool | None:
                 v = f.get(name)

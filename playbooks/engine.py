@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from core.config import KizunaConfig
@@ -40,9 +40,22 @@ class Evaluator:
         self.scorecard = Scorecard(config.scorecard)
         self.portfolio = Portfolio(config.portfolio)
         self.playbooks = playbooks
+        self._by_cell: dict[tuple[str, str], tuple[list[Playbook], list[Playbook]]] = {}
 
-    def evaluate(self, signals: AccountSignals, today: date) -> Evaluation:
-        facts = self.facts.build(signals, today)
+    def _split(self, touch: str, cell: str) -> tuple[list[Playbook], list[Playbook]]:
+        """Playbooks that apply to a portfolio cell, and those that do not (cached per cell)."""
+        key = (touch, cell)
+        split = self._by_cell.get(key)
+        if split is None:
+            split = ([pb for pb in self.playbooks if pb.applies(touch, cell)],
+                     [pb for pb in self.playbooks if not pb.applies(touch, cell)])
+            self._by_cell[key] = split
+        return split
+
+    def evaluate(self, signals: AccountSignals, today: date,
+                 end: datetime | None = None) -> Evaluation:
+        """``end`` (midnight after ``today`` in the team zone) may be passed to save work."""
+        facts = self.facts.build(signals, today, end)
         health = self.scorecard.score(facts)
         placement = self.portfolio.place(facts)
         score = health.score
@@ -55,27 +68,25 @@ class Evaluator:
         facts["health_drop_14d"] = (round(max(peak - score, 0.0), 1)
                                     if score is not None and peak is not None else None)
         touch, cell, cadence = placement.touch, placement.cell, placement.cadence_days
-        facts["potential_band"] = placement.potential_band
-        facts["engagement"] = placement.engagement
-        facts["cell"] = cell
-        facts["touch"] = touch
-        facts["cadence_days"] = cadence
         contact = facts["days_since_contact"]
-        facts["days_over_cadence"] = contact - cadence if contact is not None else None
-        result = Evaluation(signals.account, facts, health, placement)
-        for pb in self.playbooks:
-            if not pb.applies(touch, cell):
-                result.cleared.append(pb)
-                continue
+        facts.update(potential_band=placement.potential_band, engagement=placement.engagement,
+                     cell=cell, touch=touch, cadence_days=cadence,
+                     days_over_cadence=contact - cadence if contact is not None else None)
+        applicable, not_applicable = self._split(touch, cell)
+        fired: list[tuple[Playbook, Variant]] = []
+        cleared = not_applicable[:]
+        skipped: list[tuple[Playbook, list[str]]] = []
+        for pb in applicable:
             outcome = pb.check(facts)
             if outcome is None:
-                result.skipped.append((pb, pb.missing(facts)))
+                skipped.append((pb, pb.missing(facts)))
             elif outcome is False:
-                result.cleared.append(pb)
+                cleared.append(pb)
             else:
-                result.fired.append((pb, outcome))
-        return result
+                fired.append((pb, outcome))
+        return Evaluation(signals.account, facts, health, placement, fired, cleared, skipped)
 
     def evaluate_all(self, signals: Iterable[AccountSignals], today: date) -> Iterator[Evaluation]:
+        end = self.facts.end_of(today)
         for s in signals:
-            yield self.evaluate(s, today)
+            yield self.evaluate(s, today, end)

@@ -6,8 +6,9 @@ that cannot be known is ``None``, never a made-up zero: rules treat it as unknow
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from core.config import KizunaConfig
 from core.domain import AccountSignals
@@ -60,29 +61,38 @@ def is_known_fact(name: str) -> bool:
     return prefix in ("metric", "custom") and bool(rest)
 
 
-def _days(later: date, earlier: date | None) -> int | None:
-    return None if earlier is None else (later - earlier).days
-
-
 class FactBuilder:
     """Turns ``AccountSignals`` into facts; holds the config bits it needs, resolved once."""
 
     def __init__(self, config: KizunaConfig) -> None:
-        self.window = config.usage.window_days
-        self.stale = config.usage.stale_after_days
+        self.tz = ZoneInfo(config.timezone)
+        self.stale = timedelta(days=config.usage.stale_after_days)
+        self.prev_latest = timedelta(days=config.usage.window_days - 3)
+        self.prev_earliest = timedelta(days=2 * config.usage.window_days + 5)
         self.goal_metric = config.goal.metric
         self.goal_target = config.goal.target_field
+        self._keys: dict[str, str] = {}
 
-    def build(self, s: AccountSignals, today: date) -> dict[str, Any]:
+    def _key(self, prefix: str, name: str) -> str:
+        key = self._keys.get(prefix + name)
+        if key is None:
+            key = self._keys[prefix + name] = prefix + name
+        return key
+
+    def end_of(self, today: date) -> datetime:
+        """Midnight after ``today`` in the team's zone, in UTC: days since X = (end - X).days."""
+        return datetime.combine(today + timedelta(days=1), time(0), self.tz).astimezone(UTC)
+
+    def build(self, s: AccountSignals, today: date, end: datetime | None = None) -> dict[str, Any]:
         a = s.account
+        end = end or self.end_of(today)
         usage, prev = self._usage(s.usage, today)
-        contract_age = _days(today, a.contract_start)
-        last_contact = s.last_contact_at.date() if s.last_contact_at else None
-        last_qbr = s.last_qbr_at.date() if s.last_qbr_at else None
+        contract_age = (today - a.contract_start).days if a.contract_start else None
+        contact_at, qbr_at = s.last_contact_at, s.last_qbr_at
         metrics = s.metrics
         target = a.custom.get(self.goal_target)
         actual = metrics.get(self.goal_metric)
-        goal = (actual / target) if (actual is not None and isinstance(target, int | float)
+        goal = (actual / target) if (actual is not None and type(target) in (int, float)
                                      and target > 0) else None
         facts: dict[str, Any] = {
             "usage_30d": usage,
@@ -91,11 +101,11 @@ class FactBuilder:
                                if usage is not None and prev else None),
             "usage_limit_pct": (round(usage / a.plan_limit * 100, 1)
                                 if usage is not None and a.plan_limit else None),
-            "days_since_contact": _days(today, last_contact) if last_contact else contract_age,
-            "days_since_qbr": _days(today, last_qbr) if last_qbr else contract_age,
-            "has_contact": last_contact is not None,
-            "has_qbr": last_qbr is not None,
-            "days_to_renewal": -_days(today, a.renewal_date) if a.renewal_date else None,
+            "days_since_contact": (end - contact_at).days if contact_at else contract_age,
+            "days_since_qbr": (end - qbr_at).days if qbr_at else contract_age,
+            "has_contact": contact_at is not None,
+            "has_qbr": qbr_at is not None,
+            "days_to_renewal": (a.renewal_date - today).days if a.renewal_date else None,
             "contract_age_days": contract_age,
             "nps": metrics.get("nps"),
             "goal_attainment": round(goal, 3) if goal is not None else None,
@@ -108,10 +118,11 @@ class FactBuilder:
             "industry": a.industry,
             "health_previous": s.previous_health,
         }
+        key = self._key
         for name, value in metrics.items():
-            facts["metric." + name] = value
+            facts[key("metric.", name)] = value
         for name, value in a.custom.items():
-            facts["custom." + name] = value
+            facts[key("custom.", name)] = value
         return facts
 
     def _usage(self, points: tuple[tuple[date, float], ...],
@@ -120,10 +131,10 @@ class FactBuilder:
         if not points:
             return None, None
         period, value = points[-1]
-        if period < today - timedelta(days=self.stale):
+        if period < today - self.stale:
             return None, None
-        prev_latest = period - timedelta(days=self.window - 3)
-        prev_earliest = period - timedelta(days=2 * self.window + 5)
+        prev_latest = period - self.prev_latest
+        prev_earliest = period - self.prev_earliest
         prev = None
         for p, v in reversed(points[:-1]):
             if p <= prev_latest:

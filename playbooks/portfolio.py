@@ -17,10 +17,7 @@ class Placement:
     engagement: str
     touch: str
     cadence_days: int
-
-    @property
-    def cell(self) -> str:
-        return f"{self.potential_band}.{self.engagement}"
+    cell: str  # "<potential_band>.<engagement>", e.g. "high.active"
 
 
 class Portfolio:
@@ -36,7 +33,7 @@ class Portfolio:
         e = config.engagement
         self.active_usage, self.active_days = e.active_min_usage, e.active_within_days
         self.dormant_usage, self.dormant_days = e.dormant_below_usage, e.dormant_after_days
-        self._placements = {key: Placement(*key.split(".", 1), c.touch, c.cadence_days)
+        self._placements = {key: Placement(*key.split(".", 1), c.touch, c.cadence_days, key)
                             for key, c in config.cells.items()}
 
     def potential_band(self, potential: Any) -> str:

@@ -82,7 +82,7 @@ class Scorecard:
         total = weights = 0.0
         for m in self.measures:
             value = facts.get(m.fact)
-            if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            if type(value) not in (int, float):  # None, text and booleans are not scores
                 missing.append(m.id)
                 continue
             s = m.score(value)

@@ -423,3 +423,7 @@ def migrate() -> None:
 def main(argv: list[str] | None = None) -> None:
     command: Callable[..., Any] = typer.main.get_command(app)
     command.main(args=argv, prog_name="kizuna")
+
+
+if __name__ == "__main__":
+    main()

@@ -100,10 +100,18 @@ class Renderer:
     def render_module(self, name: str, context: dict[str, Any], variable: str) -> tuple[str, str]:
         """Render a template and read one top-level ``{% set %}`` variable (an email's subject)."""
         try:
-            module = self.env.get_template(name).make_module(context)
-            return str(module).strip(), str(getattr(module, variable, "")).strip()
+            template = self.env.get_template(name)
         except TemplateError as exc:
             raise self._error(exc, name) from exc
+        try:
+            module = template.make_module(context)
+        except TemplateError:
+            # make_module does not map the traceback to template lines; let Jinja do it.
+            try:
+                self.env.handle_exception()
+            except TemplateError as exc:
+                raise self._error(exc, name) from exc
+        return str(module).strip(), str(getattr(module, variable, "")).strip()
 
     def render_string(self, source: str, context: dict[str, Any], *, file: str, line: int | None,
                       field: str) -> str:

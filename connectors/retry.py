@@ -9,6 +9,7 @@ error is raised for the caller to report.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,6 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
 )
 
 from core.errors import RetriableAPIError
@@ -38,14 +38,13 @@ class RetryPolicy:
 
     def run(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
         """Call ``fn`` and retry retriable failures within the policy's bounds."""
-        backoff = wait_exponential_jitter(initial=self.initial_wait, max=self.max_single_wait)
-
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
             if isinstance(exc, RetriableAPIError) and exc.retry_after is not None:
                 chosen = min(max(exc.retry_after, 0.0), self.max_single_wait)
-            else:
-                chosen = backoff(state)
+            else:  # exponential backoff with jitter
+                chosen = min(self.initial_wait * 2 ** (state.attempt_number - 1)
+                             + random.uniform(0, self.initial_wait), self.max_single_wait)
             chosen = min(chosen, max(self.max_total_wait - state.idle_for, 0.0))
             log.warning("retrying in %.1f s after: %s", chosen, exc)
             return chosen

@@ -8,20 +8,28 @@ runs in ``Rules.load`` before the store or the CRM is touched.
 from __future__ import annotations
 
 import logging
+import re
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import accumulate
+from time import monotonic
 from typing import Any, Protocol
 
 from rapidfuzz import fuzz, process
+from sqlalchemy import func, select
 
 from bot.blocks import nudge_message
 from connectors.base import Connector
+from core import schema
 from core.config import Settings
 from core.domain import (
     Account,
     AccountSignals,
+    Activity,
+    ActivityKind,
     CrmTask,
     EmailDraft,
     Play,
@@ -29,8 +37,17 @@ from core.domain import (
     StepState,
     SyncBatch,
 )
-from core.errors import ConfigError, ConnectorError, DeliveryError, FatalAPIError, KizunaError
-from core.ledger import History, Ledger, play_key, play_ref
+from core.errors import (
+    ConfigError,
+    ConnectorError,
+    DeliveryError,
+    FatalAPIError,
+    KizunaError,
+    NotFoundError,
+)
+from core.faults import crash_point
+from core.guard import DataGuard, Verdict, is_guarded
+from core.ledger import Action, History, Ledger, play_key, play_ref
 from core.render import Renderer
 from core.store import Store, SyncCounts
 from core.text import search_key
@@ -40,6 +57,7 @@ from playbooks.facts import fact_labels
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
+_SEVERITY_RANK = {"high": 0, "medium": 1, "low": 2}
 
 
 # -- configuration checked up front ------------------------------------------------------------
@@ -158,15 +176,23 @@ class Notifier(Protocol):
         """Deliver; return (channel, message ts). Raise DeliveryError to retry next tick."""
 
 
+class NudgeHeld(DeliveryError):
+    """The notifier keeps a nudge for later (quiet hours, weekend): pending, but not an error."""
+
+
 class PreviewNotifier:
     """Keeps nudges in memory for the terminal (demo, dry runs) instead of posting them."""
 
     def __init__(self) -> None:
         self.sent: list[Nudge] = []
+        self.alerts: list[tuple[str, str]] = []
 
     def send(self, nudge: Nudge) -> tuple[str, str | None]:
         self.sent.append(nudge)
         return "preview", None
+
+    def alert(self, key: str, text: str) -> None:
+        self.alerts.append((key, text))
 
 
 # -- reports -----------------------------------------------------------------------------------
@@ -203,6 +229,8 @@ class Decisions:
     health: list[tuple[str, float, str]] = field(default_factory=list)
     bands: Counter = field(default_factory=Counter)
     cells: Counter = field(default_factory=Counter)
+    with_usage: int = 0
+    guard: Verdict | None = None
 
     def count(self, outcome: str) -> int:
         return sum(1 for f in self.findings if f.outcome == outcome)
@@ -222,6 +250,7 @@ class Delivery:
     drafts: list[EmailDraft] = field(default_factory=list)
     nudges: list[Nudge] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    held: list[Nudge] = field(default_factory=list)
 
 
 @dataclass
@@ -278,7 +307,71 @@ class AccountCard:
 
 # -- the service -------------------------------------------------------------------------------
 
+_LATIN = re.compile(r"[a-z]")
+
+
+class NameIndex:
+    """Folded account names in memory: every word as a substring, else fuzzy — the steps of
+    ``Store.search_accounts`` and the fuzzy fallback, for stores of ``FROM_ACCOUNTS`` or more."""
+
+    FROM_ACCOUNTS = 5_000
+    MAX_AGE = 300.0
+
+    def __init__(self, key: tuple, rows: list[tuple[str, str, str]]) -> None:
+        rows.sort(key=lambda r: (len(r[1]), r[2]))  # the order Store.search_accounts uses
+        self.key = key
+        self.ids = [r[0] for r in rows]
+        self.keys = [r[1] for r in rows]
+        # One string of all names (keys hold no newline: search_key collapses whitespace), so a
+        # word is found with str.find at C speed; starts maps a position back to its name.
+        self.blob = "\n".join(self.keys)
+        self.starts = list(accumulate((len(k) + 1 for k in self.keys[:-1]), initial=0))
+        # For the fuzzy step: a query in Latin letters can only come close to names that have
+        # some, a query in kana/kanji only to names with those.
+        latin = [i for i, k in enumerate(self.keys) if _LATIN.search(k)]
+        other = [i for i, k in enumerate(self.keys) if not k.isascii()]
+        self.pools = {"latin": (latin, [self.keys[i] for i in latin]),
+                      "other": (other, [self.keys[i] for i in other]),
+                      "all": (range(len(self.keys)), self.keys)}
+        self.loaded = monotonic()
+
+    def fresh(self) -> bool:
+        return monotonic() - self.loaded < self.MAX_AGE
+
+    def find(self, query: str, limit: int) -> list[str]:
+        key = search_key(query)
+        words = key.split()
+        if not words:
+            return []
+        keys = self.keys
+        first, *others = sorted(words, key=len, reverse=True)  # the rarest-looking word first
+        hits: list[int] = []
+        at = self.blob.find(first)
+        while at >= 0 and len(hits) < limit:  # names are in search order: the first hits win
+            i = bisect_right(self.starts, at) - 1
+            if all(word in keys[i] for word in others):
+                hits.append(i)
+            if i + 1 >= len(keys):
+                break
+            at = self.blob.find(first, self.starts[i + 1])
+        if hits:
+            return [self.ids[i] for i in hits]
+        # WRatio on every name is too slow at this size: a quick QRatio pass picks the
+        # thousand names that could be close, WRatio ranks those with the store's cut-off.
+        if key.isascii():
+            pool, pool_keys = self.pools["latin" if _LATIN.search(key) else "all"]
+        else:
+            pool, pool_keys = self.pools["all" if _LATIN.search(key) else "other"]
+        rough = process.extract(key, pool_keys, scorer=fuzz.QRatio, limit=1000, score_cutoff=40)
+        near = [pool[j] for _, _, j in rough]
+        best = process.extract(key, [keys[i] for i in near], scorer=fuzz.WRatio, limit=limit,
+                               score_cutoff=70)
+        return [self.ids[near[j]] for _, _, j in best]
+
+
 class Kizuna:
+    _names: NameIndex | None = None
+
     def __init__(self, settings: Settings, rules: Rules, store: Store, connector: Connector, *,
                  notifier: Notifier | None = None, clock: Clock | None = None) -> None:
         self.settings = settings
@@ -337,14 +430,40 @@ class Kizuna:
         day = day or self.today()
         history = self.ledger.history(self.source, day)
         decisions = Decisions(today=day)
+        live: set[str] = set()
         for ev in self.rules.evaluator.evaluate_all(self.signals(day), day):
+            crash_point("mid_evaluation")
+            live.add(ev.account.crm_id)
             decisions.accounts += 1
+            decisions.with_usage += ev.facts["usage_30d"] is not None
             decisions.cells[ev.placement.cell] += 1
             decisions.bands[ev.health.band or "unknown"] += 1
             if ev.health.score is not None:
                 decisions.health.append((ev.account.crm_id, ev.health.score, ev.health.band))
             self._decide_account(ev, history, day, decisions)
+        decisions.guard = DataGuard(self.store, self.source).judge(decisions.accounts,
+                                                                   decisions.with_usage)
+        if decisions.guard.held:
+            self._hold(decisions)
+        else:  # accounts deleted in the CRM: their plays end (never during a data-guard hold)
+            for (playbook_id, account_id), play in history.active.items():
+                if account_id not in live:
+                    decisions.to_close.append(play)
+                    decisions.findings.append(Finding(
+                        account_id, account_id, None, playbook_id, "close", play_key=play.key,
+                        reason={"ja": "CRMでアカウントが削除されました",
+                                "en": "the account was deleted in the CRM"}))
         return decisions
+
+    def _hold(self, decisions: Decisions) -> None:
+        """Suspect data: open and close nothing for playbooks that read usage or contact."""
+        held = {pb.id for pb in self.rules.playbooks.values()
+                if is_guarded(pb.spec.category, pb.referenced)}
+        decisions.new_plays = [p for p in decisions.new_plays if p.playbook_id not in held]
+        decisions.to_close = [p for p in decisions.to_close if p.playbook_id not in held]
+        for finding in decisions.findings:
+            if finding.playbook_id in held and finding.outcome in ("open", "close"):
+                finding.outcome = "held"
 
     def _decide_account(self, ev: Evaluation, history: History, day: date,
                         decisions: Decisions) -> None:
@@ -417,6 +536,7 @@ class Kizuna:
 
     def tick(self, *, sync: bool = True) -> TickReport:
         sync_result = self.sync() if sync else None
+        crash_point("after_sync")
         decisions = self.decide()
         report = self.apply(decisions)
         report.sync = sync_result
@@ -424,7 +544,13 @@ class Kizuna:
 
     def apply(self, decisions: Decisions) -> TickReport:
         """Record health, open and close plays, then deliver whatever is pending."""
-        self.store.record_health(self.source, decisions.today, decisions.health)
+        if decisions.guard is not None and DataGuard(self.store, self.source).record(
+                decisions.guard):
+            self._alert(f"data-guard:{self.source}:{decisions.today}",
+                        f"Kizuna is holding usage and contact playbooks: "
+                        f"{decisions.guard.reason}. They resume after the next good sync.")
+        if decisions.guard is None or not decisions.guard.held:
+            self.store.record_health(self.source, decisions.today, decisions.health)
         opened = self.ledger.insert(decisions.new_plays)
         closed = self.ledger.close([p.key for p in decisions.to_close], decisions.today)
         delivery = Delivery()
@@ -432,6 +558,13 @@ class Kizuna:
             self._complete_tasks(decisions.to_close, delivery)
         self.deliver(delivery)
         return TickReport(decisions, delivery, opened=opened, closed=closed)
+
+    def _alert(self, key: str, text: str) -> None:
+        """Tell the admin once (the notifier's ``alert``, when it has one) and log it."""
+        log.warning("%s", text)
+        alert = getattr(self.notifier, "alert", None)
+        if alert is not None:
+            alert(key, text)
 
     def backfill_health(self, days: int = 14) -> int:
         """Score the past ``days`` days from history, so trends exist from the first run."""
@@ -462,6 +595,7 @@ class Kizuna:
     def deliver(self, delivery: Delivery | None = None) -> Delivery:
         """Do every pending side effect; each success is committed right after it happened."""
         delivery = delivery or Delivery()
+        self.ledger.wake(self.source, self.today())
         active = [PlayState.OPEN, PlayState.SNOOZED]
         pending_tasks = self.ledger.plays(self.source, states=active,
                                           task_state=StepState.PENDING)
@@ -469,6 +603,8 @@ class Kizuna:
                           if self._playbook_wants(p, "email_draft")]
         pending_nudges = self.ledger.plays(self.source, states=[PlayState.OPEN],
                                            nudge_state=StepState.PENDING)
+        # Most important first: a notifier with a daily cap sends these and digests the rest.
+        pending_nudges.sort(key=lambda p: (_SEVERITY_RANK.get(str(p.severity), 9), p.due_on))
         ids = {p.account_id for p in (*pending_tasks, *pending_drafts, *pending_nudges)}
         accounts = self.store.accounts_by_ids(self.source, sorted(ids))
         for play in pending_tasks:
@@ -499,6 +635,7 @@ class Kizuna:
     def _create_task(self, play: Play, account: Account, delivery: Delivery) -> None:
         try:
             task_id = self.connector.create_task(self.crm_task(play, account))
+            crash_point("after_task_created")
         except FatalAPIError as exc:
             self.ledger.mark_task(play.key, StepState.FAILED)
             delivery.errors.append(f"{play.key}: task rejected: {exc}")
@@ -519,21 +656,92 @@ class Kizuna:
 
     def _nudge(self, play: Play, account: Account, delivery: Delivery) -> None:
         play = self.ledger.get(play.key) or play  # the task step may have just changed
-        language = self.config.language
-        owner = self.csm(account.owner_email)
-        pb = self.rules.playbooks.get(play.playbook_id)
-        payload = nudge_message(play, account, language=language,
-                                owner_name=owner["name_en" if language == "en" else "name_ja"],
-                                labels=self.rules.labels(language),
-                                auto_task=pb is None or pb.spec.actions.crm_task)
-        nudge = Nudge(play, account, account.owner_email, payload)
+        nudge = Nudge(play, account, account.owner_email, self.nudge_payload(play, account))
         try:
             channel, ts = self.notifier.send(nudge)
+            crash_point("after_nudge_sent")
+        except NudgeHeld:
+            delivery.held.append(nudge)
+            return
         except DeliveryError as exc:
             delivery.errors.append(f"{play.key}: nudge not delivered yet (will retry): {exc}")
             return
         self.ledger.mark_nudge(play.key, StepState.DONE, channel=channel, ts=ts)
         delivery.nudges.append(nudge)
+
+    def nudge_payload(self, play: Play, account: Account, *,
+                      note: str | None = None) -> dict[str, Any]:
+        """The Block Kit message for a play, as posted and as re-drawn after a button click."""
+        language = self.config.language
+        owner = self.csm(account.owner_email)
+        pb = self.rules.playbooks.get(play.playbook_id)
+        return nudge_message(play, account, language=language,
+                             owner_name=owner["name_en" if language == "en" else "name_ja"],
+                             labels=self.rules.labels(language),
+                             auto_task=pb is None or pb.spec.actions.crm_task, note=note)
+
+    # people acting on plays (Slack buttons) -----------------------------------------------------
+
+    def play(self, ref_or_key: str) -> Play:
+        """A play by its ``kz-`` reference (Slack buttons) or its key."""
+        play = self.ledger.by_ref(ref_or_key) or self.ledger.get(ref_or_key)
+        if play is None:
+            raise NotFoundError(f"no play {ref_or_key}")
+        return play
+
+    def account_of(self, play: Play) -> Account:
+        account = self.store.account(play.source, play.account_id)
+        if account is None:
+            raise NotFoundError(f"account {play.account_id} is not in the local store")
+        return account
+
+    def done(self, key: str, actor: str) -> Action:
+        return self.ledger.finish(key, PlayState.DONE, self.today(), actor)
+
+    def not_useful(self, key: str, actor: str) -> Action:
+        """Dismiss a play; counted against its playbook's precision."""
+        return self.ledger.finish(key, PlayState.DISMISSED, self.today(), actor,
+                                  feedback="not_useful")
+
+    def snooze(self, key: str, until: date, actor: str) -> Action:
+        if until <= self.today():
+            raise ValueError(f"snooze date {until.isoformat()} is not in the future")
+        return self.ledger.snooze(key, until, actor)
+
+    def create_task_now(self, key: str, actor: str) -> tuple[Action, str]:
+        """Create the play's CRM task on request (idempotent: the connector dedupes on the ref)."""
+        play = self.play(key)
+        if play.task_state in (StepState.DONE, StepState.COMPLETED) and play.task_id:
+            return Action(play, False, self.ledger.actor(play.key)), play.task_id
+        task_id = self.connector.create_task(self.crm_task(play, self.account_of(play)))
+        self.ledger.mark_task(play.key, StepState.DONE, task_id)
+        play = self.play(play.key)
+        self.ledger.record(play, "task_created", actor, {"task_id": task_id})
+        return Action(play, True, actor), task_id
+
+    def email_draft(self, key: str) -> EmailDraft:
+        """The play's drafted email (made now if the tick has not drafted it yet)."""
+        play = self.play(key)
+        return self.ledger.draft(play.key) or self._draft(play, self.account_of(play))
+
+    def log_email_sent(self, key: str, subject: str, body: str, actor: str) -> str:
+        """Record that the CSM sent the email: a completed CRM task carrying the text, plus a
+        local email activity so the account's last touch moves now rather than after a sync.
+        Idempotent: the task's ref is derived from the play, so a second log finds the first."""
+        play = self.play(key)
+        account = self.account_of(play)
+        ref = play_ref(f"{play.key}#email")
+        task = CrmTask(ref=ref, account_id=account.crm_id, owner_email=account.owner_email,
+                       subject=subject[:255], body=body, due_on=self.today(),
+                       priority=play.severity, language=account.language)
+        task_id = self.connector.create_task(task)
+        self.connector.complete_task(task_id)
+        activity = Activity(source=play.source, crm_id=f"kizuna-{ref}", account_id=account.crm_id,
+                            kind=ActivityKind.EMAIL, occurred_at=self.clock(),
+                            owner_email=account.owner_email, subject=subject[:500])
+        self.store.apply_sync(play.source, [SyncBatch("kizuna", (activity,))])
+        self.ledger.record(play, "email_logged", actor, {"task_id": task_id, "subject": subject})
+        return task_id
 
     # accounts --------------------------------------------------------------------------------
 
@@ -555,6 +763,11 @@ class Kizuna:
         exact = self.store.account(self.source, query.strip())
         if exact is not None:
             return [exact]
+        index = self._name_index()
+        if index is not None:  # a large store: the same three steps, on names held in memory
+            ids = index.find(query, limit)
+            by_id = self.store.accounts_by_ids(self.source, ids)
+            return [by_id[i] for i in ids if i in by_id]
         found = self.store.search_accounts(self.source, query, limit=limit)
         if found:
             return found
@@ -568,6 +781,59 @@ class Kizuna:
         by_id = self.store.accounts_by_ids(self.source, ids)
         return [by_id[i] for i in ids if i in by_id]
 
+
+    def _name_index(self) -> NameIndex | None:
+        """Names of a store with many accounts, kept in memory until the next sync.
+
+        Reading 100,000 names per query would cost more than Slack's patience for /account;
+        the index (or the finding that the store is small) is kept until the last sync run
+        changes, or for five minutes, so a sync in another process is seen soon after.
+        """
+        run = self.store.last_sync(self.source) or {}
+        key = (run.get("id"), run.get("status"), run.get("finished_at"))
+        cached = self._names
+        if cached is not None and cached.key == key and cached.fresh():
+            return cached if cached.ids else None
+        index = NameIndex(key, [])
+        if self.store.account_count(self.source) >= NameIndex.FROM_ACCOUNTS:
+            a = schema.accounts
+            with self.store.engine.connect() as conn:
+                rows = conn.execute(select(a.c.crm_id, a.c.name_key, a.c.name).where(
+                    a.c.source == self.source, a.c.deleted.is_(False))).all()
+            index = NameIndex(key, [tuple(r) for r in rows])
+        self._names = index
+        return index if index.ids else None
+
+    def owned_accounts(self, owner_email: str) -> list[str]:
+        """CRM ids of the live accounts one CSM owns."""
+        a = schema.accounts
+        with self.store.engine.connect() as conn:
+            return list(conn.execute(select(a.c.crm_id).where(
+                a.c.source == self.source, a.c.deleted.is_(False),
+                func.lower(a.c.owner_email) == owner_email.lower())).scalars())
+
+    def book(self, owner_email: str | None = None) -> list[Evaluation]:
+        """Today's evaluation of every account one CSM owns (all accounts when None).
+
+        A small book is evaluated account by account; a large share of the store in one pass.
+        """
+        day = self.today()
+        if owner_email is None:
+            return list(self.rules.evaluator.evaluate_all(self.signals(day), day))
+        ids = self.owned_accounts(owner_email)
+        if len(ids) * 20 > self.store.account_count(self.source):
+            wanted = set(ids)
+            return [ev for ev in self.rules.evaluator.evaluate_all(self.signals(day), day)
+                    if ev.account.crm_id in wanted]
+        usage = self.config.usage
+        out = []
+        for crm_id in ids:
+            for signals in self.store.signals(
+                    self.source, today=day, until=self._end_of(day), usage_metric=usage.metric,
+                    usage_days=usage.stale_after_days + 2 * usage.window_days + 10,
+                    account_id=crm_id):
+                out.append(self.rules.evaluator.evaluate(signals, day))
+        return out
 
     # people ----------------------------------------------------------------------------------
 

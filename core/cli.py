@@ -7,7 +7,6 @@ in which case nothing has been written.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from bot.blocks import render_text
 from core.app import Decisions, Kizuna, Rules, TickReport
 from core.config import Settings, load_settings
 from core.errors import ConfigError, KizunaError
+from core.logs import configure as configure_logging
 from core.store import Store
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None,
@@ -38,8 +38,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(verbose=verbose)
 
 
 @contextmanager
@@ -55,8 +54,12 @@ def _errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def _open(settings: Settings, *, crm: str | None = None, **kwargs: Any) -> Kizuna:
-    """Validate everything first, then open the store and the connector."""
+def _open(settings: Settings, *, crm: str | None = None, slack: bool = False,
+          **kwargs: Any) -> Kizuna:
+    """Validate everything first, then open the store and the connector.
+
+    With ``slack`` and ``SLACK_BOT_TOKEN`` set, nudges go to Slack instead of the terminal.
+    """
     from connectors.base import create_connector
 
     rules = Rules.load(settings)
@@ -67,7 +70,12 @@ def _open(settings: Settings, *, crm: str | None = None, **kwargs: Any) -> Kizun
     connector = create_connector(settings)
     connector.check()
     store = Store.open(settings.database_url)
-    return Kizuna(settings, rules, store, connector, **kwargs)
+    kizuna = Kizuna(settings, rules, store, connector, **kwargs)
+    if slack and settings.env.slack_bot_token is not None:
+        from bot.app import build_bot
+
+        build_bot(settings, kizuna, socket_mode=True)  # sets kizuna.notifier
+    return kizuna
 
 
 def _lang(settings: Settings) -> str:
@@ -214,7 +222,7 @@ def _sync_with_progress(kizuna: Kizuna) -> Any:
 def tick(no_sync: Annotated[bool, typer.Option("--no-sync")] = False) -> None:
     """One full tick: sync, score, segment, evaluate and deliver."""
     with _errors():
-        kizuna = _open(load_settings())
+        kizuna = _open(load_settings(), slack=True)
         report = kizuna.tick(sync=not no_sync)
         out.print(f"{report.decisions.accounts} accounts; {report.opened} plays opened, "
                   f"{report.closed} closed; {len(report.delivery.tasks)} tasks, "
@@ -244,7 +252,7 @@ def check(
             decisions = kizuna.decide()
             _print_decisions(decisions, _lang(settings), as_json, all_outcomes)
             return
-        kizuna = _open(settings)
+        kizuna = _open(settings, slack=True)
         report = kizuna.apply(kizuna.decide())
         _print_decisions(report.decisions, _lang(settings), as_json, all_outcomes)
 
@@ -411,6 +419,82 @@ def playbooks_list() -> None:
 
 
 @app.command()
+def serve(
+    http: Annotated[bool, typer.Option("--http", help="Slack over HTTP (/slack/events) "
+                                       "instead of Socket Mode.")] = False,
+    port: Annotated[int, typer.Option(help="Port for /healthz (and /slack/events).")] = 8080,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
+    no_slack: Annotated[bool, typer.Option("--no-slack", help="Run the scheduler without "
+                                           "Slack (nudges stay pending).")] = False,
+) -> None:
+    """Run the Slack bot and the scheduler until SIGTERM (see README "Deploying")."""
+    with _errors():
+        from core.serve import Service
+
+        Service(load_settings(), http=http, port=port, host=host, slack=not no_slack).run()
+
+
+@app.command()
+def status(as_json: JsonOption = False) -> None:
+    """Last syncs, next scheduled runs, plays per state, the scheduler's leader, data guard."""
+    with _errors():
+        settings = load_settings()
+        store = Store.open(settings.database_url)
+        data = _status(settings, store)
+        if as_json:
+            sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+            return
+        out.print(f"CRM: {data['source']}   store: {data['store']}", highlight=False)
+        sync_run = data["last_sync"]
+        out.print("Last sync: " + (f"{sync_run['status']} at {sync_run['finished_at']} "
+                                   f"({sync_run['api_calls']} API calls)"
+                                   if sync_run else "never"), highlight=False)
+        leader = data["leader"]
+        out.print("Scheduler leader: " + (f"{leader['holder']} (lease until "
+                                          f"{leader['expires_at']})" if leader else "none"),
+                  highlight=False)
+        out.print("Data guard: " + data["data_guard"], highlight=False)
+        table = Table("job", "last run", "status", "next run", title="Schedule")
+        for name, job in data["jobs"].items():
+            table.add_row(name, str(job.get("finished_at") or "—"), job.get("status") or "—",
+                          str(job["next_run"]))
+        out.print(table)
+        out.print("Plays: " + (", ".join(f"{k} {v}" for k, v in sorted(data["plays"].items()))
+                               or "none"), highlight=False)
+
+
+def _status(settings: Settings, store: Store) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    from core.guard import DataGuard
+    from core.leader import Lease
+    from core.ledger import Ledger
+    from core.migrations import current
+    from scheduler import Job, JobRunner, ScheduleSettings
+
+    source = settings.crm
+    schedule = settings.section("scheduler", ScheduleSettings)
+    now = datetime.now(settings.tz)
+    runs = JobRunner(store, Lease(store)).runs()
+    jobs = {}
+    for name in ("sync", "evaluate", "daily_digest", "weekly_digest"):
+        trigger = Job(name, getattr(schedule, name), lambda: None).trigger(settings.tz)
+        jobs[name] = {**{k: runs.get(name, {}).get(k) for k in ("status", "finished_at")},
+                      "next_run": trigger.get_next_fire_time(None, now)}
+    lease = Lease(store).current()
+    guard = DataGuard(store, source).state()
+    return {
+        "source": source, "store": f"revision {current(store.engine)}",
+        "last_sync": store.last_sync(source),
+        "leader": ({"holder": lease[0], "expires_at": lease[1],
+                    "live": lease[1] > datetime.now(UTC)} if lease else None),
+        "data_guard": f"holding since {guard['since']}: {guard['reason']}"
+                      if guard and guard["held"] else "ok",
+        "jobs": jobs, "plays": Ledger(store).counts(source),
+    }
+
+
+@app.command()
 def migrate() -> None:
     """Create or upgrade the store's schema (also done automatically on start)."""
     with _errors():
@@ -418,6 +502,30 @@ def migrate() -> None:
         store = Store.open(settings.database_url)
         from core.migrations import current
         out.print(f"store at revision {current(store.engine)}", highlight=False)
+
+
+# -- Slack bot ----------------------------------------------------------------------------------
+
+@app.command("bot")
+def bot_command(
+    http: Annotated[bool, typer.Option("--http", help="Serve HTTP on /slack/events instead of "
+                                       "Socket Mode.")] = False,
+    port: Annotated[int, typer.Option(help="Port for --http.")] = 3000,
+    check_only: Annotated[bool, typer.Option("--check", help="Check the Slack token and scopes "
+                                             "and list undelivered messages; do not serve.")]
+    = False,
+) -> None:
+    """Run the Slack bot: Socket Mode (SLACK_APP_TOKEN) by default, or HTTP with --http."""
+    with _errors():
+        from bot.app import check as check_slack
+        from bot.app import run
+
+        settings = load_settings()
+        if check_only:
+            for line in check_slack(settings):
+                out.print(line, highlight=False)
+            return
+        run(settings, http=http, port=port)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,6 +19,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from core import schema as t
 from core.domain import EmailDraft, Play, PlayState, Severity, StepState
+from core.errors import NotFoundError
+from core.faults import crash_point
 from core.store import Store
 
 PairKey = tuple[str, str]  # (playbook_id, account_id)
@@ -32,6 +34,18 @@ def play_key(playbook_id: str, source: str, account_id: str, episode: int) -> st
 def play_ref(key: str) -> str:
     """A short, stable reference for markers in CRM records and Slack button values."""
     return "kz-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Action:
+    """What a person's click did to a play: whether it changed anything, and the play after.
+
+    ``actor`` is who acted; when nothing changed, it is whoever acted before (a second click).
+    """
+
+    play: Play
+    changed: bool
+    actor: str | None = None
 
 
 @dataclass
@@ -106,6 +120,7 @@ class Ledger:
                 result = conn.execute(insert(t.plays).on_conflict_do_nothing(
                     index_elements=["key"]).returning(t.plays.c.key), rows[i:i + 500])
                 inserted += len(result.all())
+            crash_point("before_ledger_commit")
         return inserted
 
     def close(self, keys: Iterable[str], day: date, *, state: PlayState = PlayState.CLOSED,
@@ -190,3 +205,112 @@ class Ledger:
         with self.engine.connect() as conn:
             return dict(conn.execute(select(p.c.state, func.count()).where(p.c.source == source)
                                      .group_by(p.c.state)).all())
+
+    # -- people acting on plays (Slack buttons) ---------------------------------------------------
+
+    def by_ref(self, ref: str) -> Play | None:
+        """The play a Slack button or CRM marker points at (``kz-`` + 16 hex)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.plays).where(t.plays.c.ref == ref)).mappings().first()
+            return _play(row) if row else None
+
+    def actor(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(t.plays.c.acted_by).where(t.plays.c.key == key)).scalar()
+
+    def finish(self, key: str, state: PlayState, day: date, actor: str,
+               feedback: str | None = None) -> Action:
+        """End an active play as done or dismissed; an ended play is left as it was."""
+        changed = self.close([key], day, state=state, actor=actor, feedback=feedback) > 0
+        play = self._require(key)
+        if changed:
+            self.record(play, str(state) if feedback is None else feedback, actor)
+            return Action(play, True, actor)
+        return Action(play, False, self.actor(key))
+
+    def snooze(self, key: str, until: date, actor: str) -> Action:
+        """Hide an active play until ``until``; snoozing again to the same day changes nothing."""
+        p = t.plays
+        with self.store.begin() as conn:
+            changed = conn.execute(update(p).where(
+                p.c.key == key, p.c.state.in_(ACTIVE),
+                (p.c.snoozed_until.is_(None)) | (p.c.snoozed_until != until)).values(
+                state=PlayState.SNOOZED.value, snoozed_until=until, acted_by=actor,
+                updated_at=_now())).rowcount > 0
+        play = self._require(key)
+        if changed:
+            self.record(play, "snoozed", actor, {"until": until.isoformat()})
+            return Action(play, True, actor)
+        return Action(play, False, self.actor(key))
+
+    def wake(self, source: str, day: date) -> list[str]:
+        """Reopen snoozed plays whose day has come; their nudge goes out again as a reminder."""
+        p = t.plays
+        with self.store.begin() as conn:
+            rows = conn.execute(select(p.c.key, p.c.playbook_id, p.c.nudge_state).where(
+                p.c.source == source, p.c.state == PlayState.SNOOZED.value,
+                p.c.snoozed_until <= day)).all()
+            keys = [r.key for r in rows]
+            for i in range(0, len(keys), 500):
+                chunk = keys[i:i + 500]
+                conn.execute(update(p).where(p.c.key.in_(chunk)).values(
+                    state=PlayState.OPEN.value, snoozed_until=None, updated_at=_now()))
+                conn.execute(update(p).where(
+                    p.c.key.in_(chunk), p.c.nudge_state == StepState.DONE.value).values(
+                    nudge_state=StepState.PENDING.value))
+                # The earlier Slack message stays as it was; the reminder is a new delivery.
+                conn.execute(update(t.slack_deliveries).where(
+                    t.slack_deliveries.c.play_key.in_(chunk),
+                    t.slack_deliveries.c.kind == "nudge").values(
+                    state="superseded", updated_at=_now()))
+            now = _now()
+            if rows:
+                conn.execute(t.play_events.insert(), [
+                    {"play_key": r.key, "playbook_id": r.playbook_id, "action": "woke",
+                     "actor": None, "at": now, "detail": {"day": day.isoformat()}}
+                    for r in rows])
+        return keys
+
+    def record(self, play: Play, action: str, actor: str | None,
+               detail: Mapping[str, Any] | None = None) -> None:
+        """Remember who did what to a play (the message shows it; feedback is counted)."""
+        with self.store.begin() as conn:
+            conn.execute(t.play_events.insert().values(
+                play_key=play.key, playbook_id=play.playbook_id, action=action, actor=actor,
+                at=_now(), detail=dict(detail or {})))
+
+    def events(self, key: str) -> list[dict[str, Any]]:
+        e = t.play_events
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(e.c.action, e.c.actor, e.c.at, e.c.detail)
+                                .where(e.c.play_key == key).order_by(e.c.id)).mappings()
+            return [dict(r) for r in rows]
+
+    def owner_plays(self, source: str, owner_email: str, *,
+                    states: Sequence[PlayState] = (PlayState.OPEN,)) -> list[Play]:
+        """Plays on the accounts one CSM owns, by due date."""
+        p, a = t.plays, t.accounts
+        q = (select(p).join(a, (a.c.source == p.c.source) & (a.c.crm_id == p.c.account_id))
+             .where(p.c.source == source, func.lower(a.c.owner_email) == owner_email.lower(),
+                    p.c.state.in_([str(s) for s in states]))
+             .order_by(p.c.due_on, p.c.key))
+        with self.engine.connect() as conn:
+            return [_play(r) for r in conn.execute(q).mappings()]
+
+    def feedback(self, source: str) -> dict[str, dict[str, int]]:
+        """Per playbook: how its plays ended, for precision per playbook (done vs not useful)."""
+        p = t.plays
+        out: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(p.c.playbook_id, p.c.state, func.count())
+                                .where(p.c.source == source)
+                                .group_by(p.c.playbook_id, p.c.state))
+            for playbook_id, state, n in rows:
+                out.setdefault(playbook_id, {})[state] = n
+        return out
+
+    def _require(self, key: str) -> Play:
+        play = self.get(key)
+        if play is None:
+            raise NotFoundError(f"no play {key}")
+        return play

@@ -193,3 +193,85 @@ email_drafts = Table(
     Column("body", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
 )
+
+# -- Slack bot (migration 0002) ------------------------------------------------------------------
+
+play_events = Table(
+    "play_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("play_key", String(255), nullable=False),
+    Column("playbook_id", String(64), nullable=False),
+    Column("action", String(32), nullable=False),  # done / not_useful / snoozed / woke / ...
+    Column("actor", String(255)),
+    Column("at", UTCDateTime, nullable=False),
+    Column("detail", JSON, nullable=False, default=dict),
+    Index("ix_play_events_play", "play_key"),
+    Index("ix_play_events_playbook", "playbook_id", "action"),
+)
+
+slack_users = Table(
+    "slack_users", metadata,
+    Column("email", String(255), primary_key=True),  # lower-cased
+    Column("user_id", String(32)),                   # None: no Slack member has this email
+    Column("looked_up_at", UTCDateTime, nullable=False),
+    Index("ix_slack_users_user", "user_id"),
+)
+
+slack_deliveries = Table(
+    "slack_deliveries", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("marker", String(255), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),      # nudge / daily / weekly
+    Column("play_key", String(255)),
+    Column("owner_email", String(255)),
+    Column("route", String(16), nullable=False),     # dm / channel / fallback / digest / manager
+    Column("target", String(64)),
+    Column("state", String(16), nullable=False),     # sending/sent/queued/digested/failed/...
+    Column("local_day", Date, nullable=False),
+    Column("channel", String(64)),
+    Column("ts", String(64)),
+    Column("digest_marker", String(255)),
+    Column("error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_slack_deliveries_play", "play_key"),
+    Index("ix_slack_deliveries_owner_day", "owner_email", "local_day"),
+    Index("ix_slack_deliveries_state", "state"),
+)
+
+slack_notices = Table(
+    "slack_notices", metadata,
+    Column("key", String(255), primary_key=True),
+    Column("text", Text, nullable=False),
+    Column("channel", String(64)),
+    Column("posted_at", UTCDateTime, nullable=False),
+)
+
+leases = Table(
+    "leases", metadata,
+    Column("name", String(64), primary_key=True),   # e.g. "scheduler"
+    Column("holder", String(255), nullable=False),  # host:pid:random of the process holding it
+    Column("acquired_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
+job_runs = Table(
+    "job_runs", metadata,
+    Column("name", String(64), primary_key=True),   # scheduled job id, e.g. "sync"
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("status", String(16), nullable=False),   # running / ok / failed
+    Column("holder", String(255)),
+    Column("error", Text),
+)
+
+data_guard = Table(
+    "data_guard", metadata,
+    Column("source", String(32), primary_key=True),
+    Column("accounts", Integer, nullable=False),        # live accounts at the last good tick
+    Column("usage_coverage", Float, nullable=False),    # share of them with fresh usage data
+    Column("held", Boolean, nullable=False),
+    Column("reason", Text),
+    Column("since", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+)

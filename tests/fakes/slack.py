@@ -515,6 +515,7 @@ _METHODS: dict[str, _Method] = {
     "chat.postEphemeral": _Method("_chat_post_ephemeral", True, "chat:write"),
     "chat.getPermalink": _Method("_chat_get_permalink", False, None),
     "conversations.open": _Method("_conversations_open", True, "im:write"),
+    "conversations.history": _Method("_conversations_history", False, None),
     "users.lookupByEmail": _Method("_users_lookup_by_email", False, "users:read.email"),
     "users.info": _Method("_users_info", False, "users:read"),
     "views.open": _Method("_views_open", True, None),
@@ -1413,6 +1414,58 @@ class FakeSlack:
         else:
             body["channel"] = {"id": channel["id"]}
         return body
+
+    def _conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Top-level messages newest first; ``oldest``/``latest`` exclusive unless ``inclusive``;
+        cursor pagination; ``metadata`` only with ``include_all_metadata`` (docs.slack.dev)."""
+        channel = self._lookup_channel(args.get("channel"), allow_user=False)
+        if channel["is_im"]:
+            needed = "im:history"
+        elif channel["is_mpim"]:
+            needed = "mpim:history"
+        elif channel["is_private"]:
+            needed = "groups:history"
+        else:
+            needed = "channels:history"
+        if needed not in self.scopes:
+            raise _ApiError("missing_scope", needed=needed, provided=",".join(self.scopes))
+        if channel["is_private"] and not channel["is_member"]:
+            raise _ApiError("channel_not_found")
+        if not channel["is_member"]:
+            raise _ApiError("not_in_channel")
+        try:
+            oldest = float(args.get("oldest") or 0)
+            latest = float(args["latest"]) if args.get("latest") else math.inf
+        except ValueError:
+            raise _ApiError("invalid_ts_oldest") from None
+        inclusive = _truthy(args.get("inclusive"))
+        try:
+            limit = min(max(int(args.get("limit") or 100), 1), 999)
+            start = int(args.get("cursor") or 0)
+        except ValueError:
+            raise _ApiError("invalid_cursor") from None
+        with_metadata = _truthy(args.get("include_all_metadata"))
+
+        def wanted(msg: dict[str, Any]) -> bool:
+            if msg.get("thread_ts") not in (None, msg["ts"]) and \
+                    msg.get("subtype") != "thread_broadcast":
+                return False
+            ts = float(msg["ts"])
+            if inclusive:
+                return oldest <= ts <= latest
+            return oldest < ts < latest
+
+        found = [m for m in reversed(self._messages.get(channel["id"], [])) if wanted(m)]
+        page = found[start:start + limit]
+        out = []
+        for msg in page:
+            item = copy.deepcopy(msg)
+            if not with_metadata:
+                item.pop("metadata", None)
+            out.append(item)
+        more = start + limit < len(found)
+        return {"messages": out, "has_more": more, "pin_count": 0,
+                "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
 
     def _open_mpim(self, user_ids: list[str]) -> tuple[dict[str, Any], bool]:
         key = tuple(sorted(user_ids))

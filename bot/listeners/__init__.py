@@ -1,0 +1,1 @@
+"""Bolt listeners by kind; each module has ``register(app, bot)``."""

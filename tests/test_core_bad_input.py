@@ -1,4 +1,4 @@
-"""Bad configuration, playbooks and templates: exit 2, file:line and field named, nothing written."""
+"""Bad config, playbooks and templates: exit 2, file:line and field named, nothing written."""
 
 from __future__ import annotations
 
@@ -71,12 +71,12 @@ def test_malformed_playbook(tmp_path: Path, text: str, fragments: list[str]) -> 
 @pytest.mark.parametrize(("weight", "line"), [("0", 9), ("-3", 9), ("heavy", 9)])
 def test_scorecard_weight_must_be_positive(tmp_path: Path, weight: str, line: int) -> None:
     """A non-positive or non-numeric weight is reported at its line in kizuna.yaml."""
-    config = write(tmp_path / "kizuna.yaml", f"""\
+    config = write(tmp_path / "kizuna.yaml", """\
 timezone: Asia/Tokyo
 scorecard:
   measures:
     - id: usage
-      label: {{ja: 利用, en: usage}}
+      label: {ja: 利用, en: usage}
       fact: usage_30d
       points: [[0, 0], [1000, 100]]
       weight: 3

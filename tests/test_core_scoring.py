@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.config import Bands, Cell, Engagement, Localized, Measure, Portfolio as PortfolioCfg
-from core.config import PotentialBand, Scorecard as ScorecardCfg
+from core.config import Bands, Cell, Engagement, Localized, Measure, PotentialBand
+from core.config import Portfolio as PortfolioCfg
+from core.config import Scorecard as ScorecardCfg
 from core.yamlfile import parse_yaml
 from playbooks.conditions import Compiler
 from playbooks.portfolio import Portfolio
@@ -90,7 +91,7 @@ def test_portfolio_placement(facts: dict, cell: str) -> None:
 
 def test_portfolio_requires_every_cell() -> None:
     """A grid with a missing cell is a configuration error naming it."""
-    with pytest.raises(ValueError, match="cells missing for: big.dormant"):
+    with pytest.raises(ValueError, match=r"cells missing for: big\.dormant"):
         PortfolioCfg(potential_bands=[PotentialBand(id="big", min=0)],
                      cells={"big.active": Cell(touch="high_touch", cadence_days=1),
                             "big.passive": Cell(touch="high_touch", cadence_days=1)})

@@ -507,7 +507,7 @@ class Kizuna:
             reason[lang] = self.rules.renderer.render_string(
                 text, ctx, file=pb.file, line=pb.line_of("reason", lang), field=f"reason.{lang}")
         evidence = {
-            "facts": {name: facts.get(name) for name in pb.spec.evidence},
+            "facts": {name: _rounded(facts.get(name)) for name in pb.spec.evidence},
             "params": dict(pb.spec.params),
             "health": _health_evidence(ev, self.rules),
             "cell": ev.placement.cell, "touch": ev.placement.touch,
@@ -857,6 +857,13 @@ def _observed(batches: Iterator[SyncBatch],
     for batch in batches:
         observe(batch)
         yield batch
+
+
+def _rounded(value: Any) -> Any:
+    """Evidence as people read it: floats to at most 3 significant decimals."""
+    if isinstance(value, float):
+        return round(value, 1) if abs(value) >= 10 else round(value, 3)
+    return value
 
 
 def _health_evidence(ev: Evaluation, rules: Rules) -> dict[str, Any]:

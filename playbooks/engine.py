@@ -40,6 +40,10 @@ class Evaluator:
         self.scorecard = Scorecard(config.scorecard)
         self.portfolio = Portfolio(config.portfolio)
         self.playbooks = playbooks
+        self.facts.need([*(m.fact for m in config.scorecard.measures),
+                         config.portfolio.potential_fact,
+                         *(name for pb in playbooks for name in pb.referenced),
+                         *(name for pb in playbooks for name in pb.spec.evidence)])
         self._by_cell: dict[tuple[str, str], tuple[list[Playbook], list[Playbook]]] = {}
 
     def _split(self, touch: str, cell: str) -> tuple[list[Playbook], list[Playbook]]:
@@ -63,9 +67,10 @@ class Evaluator:
         peak = signals.peak_health_14d
         facts["health_score"] = score
         facts["health_band"] = health.band
-        facts["health_change"] = (round(score - previous, 1)
+        # Facts stay unrounded on the hot path; evidence is rounded when a play records it.
+        facts["health_change"] = (score - previous
                                   if score is not None and previous is not None else None)
-        facts["health_drop_14d"] = (round(max(peak - score, 0.0), 1)
+        facts["health_drop_14d"] = (max(peak - score, 0.0)
                                     if score is not None and peak is not None else None)
         touch, cell, cadence = placement.touch, placement.cell, placement.cadence_days
         contact = facts["days_since_contact"]

@@ -6,6 +6,7 @@ that cannot be known is ``None``, never a made-up zero: rules treat it as unknow
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -71,13 +72,15 @@ class FactBuilder:
         self.prev_earliest = timedelta(days=2 * config.usage.window_days + 5)
         self.goal_metric = config.goal.metric
         self.goal_target = config.goal.target_field
-        self._keys: dict[str, str] = {}
+        self.namespaced: list[tuple[str, str, str]] = []
 
-    def _key(self, prefix: str, name: str) -> str:
-        key = self._keys.get(prefix + name)
-        if key is None:
-            key = self._keys[prefix + name] = prefix + name
-        return key
+    def need(self, names: Iterable[str]) -> None:
+        """Materialise these ``metric.<x>`` / ``custom.<x>`` facts (only the ones rules read)."""
+        for name in sorted(set(names)):
+            source, _, field = name.partition(".")
+            if source in ("metric", "custom") and field and \
+                    all(n != name for n, _, _ in self.namespaced):
+                self.namespaced.append((name, source, field))
 
     def end_of(self, today: date) -> datetime:
         """Midnight after ``today`` in the team's zone, in UTC: days since X = (end - X).days."""
@@ -97,9 +100,9 @@ class FactBuilder:
         facts: dict[str, Any] = {
             "usage_30d": usage,
             "usage_prev_30d": prev,
-            "usage_drop_pct": (round((prev - usage) / prev * 100, 1)
+            "usage_drop_pct": ((prev - usage) / prev * 100
                                if usage is not None and prev else None),
-            "usage_limit_pct": (round(usage / a.plan_limit * 100, 1)
+            "usage_limit_pct": (usage / a.plan_limit * 100
                                 if usage is not None and a.plan_limit else None),
             "days_since_contact": (end - contact_at).days if contact_at else contract_age,
             "days_since_qbr": (end - qbr_at).days if qbr_at else contract_age,
@@ -108,7 +111,7 @@ class FactBuilder:
             "days_to_renewal": (a.renewal_date - today).days if a.renewal_date else None,
             "contract_age_days": contract_age,
             "nps": metrics.get("nps"),
-            "goal_attainment": round(goal, 3) if goal is not None else None,
+            "goal_attainment": goal,
             "potential": a.potential,
             "arr": a.arr,
             "mrr": a.mrr,
@@ -118,11 +121,8 @@ class FactBuilder:
             "industry": a.industry,
             "health_previous": s.previous_health,
         }
-        key = self._key
-        for name, value in metrics.items():
-            facts[key("metric.", name)] = value
-        for name, value in a.custom.items():
-            facts[key("custom.", name)] = value
+        for name, source, field in self.namespaced:
+            facts[name] = (metrics if source == "metric" else a.custom).get(field)
         return facts
 
     def _usage(self, points: tuple[tuple[date, float], ...],

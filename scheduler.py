@@ -85,10 +85,12 @@ def missed_run(job: Job, tz: ZoneInfo, last: datetime | None, now: datetime) -> 
 class JobRunner:
     """Runs a job only on the leader, and records every run in ``job_runs``."""
 
-    def __init__(self, store: Store, lease: Lease, clock: Clock | None = None) -> None:
+    def __init__(self, store: Store, lease: Lease, clock: Clock | None = None, *,
+                 on_failure: Callable[[Job, KizunaError], None] | None = None) -> None:
         self.store = store
         self.lease = lease
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.on_failure = on_failure
 
     def last_finished(self, name: str) -> datetime | None:
         with self.store.engine.connect() as conn:
@@ -121,6 +123,8 @@ class JobRunner:
             log.error("job %s failed: %s", job.name, exc)
             self._record(job.name, started_at=self.clock(), finished_at=self.clock(),
                          status="failed", error=str(exc)[:2000])
+            if self.on_failure is not None:
+                self.on_failure(job, exc)
             return True
         self._record(job.name, started_at=self.clock(), finished_at=self.clock(), status="ok",
                      error=None)

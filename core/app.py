@@ -546,7 +546,7 @@ class Kizuna:
         """Record health, open and close plays, then deliver whatever is pending."""
         if decisions.guard is not None and DataGuard(self.store, self.source).record(
                 decisions.guard):
-            self._alert(f"data-guard:{self.source}:{decisions.today}",
+            self.alert(f"data-guard:{self.source}:{decisions.today}",
                         f"Kizuna is holding usage and contact playbooks: "
                         f"{decisions.guard.reason}. They resume after the next good sync.")
         if decisions.guard is None or not decisions.guard.held:
@@ -559,7 +559,7 @@ class Kizuna:
         self.deliver(delivery)
         return TickReport(decisions, delivery, opened=opened, closed=closed)
 
-    def _alert(self, key: str, text: str) -> None:
+    def alert(self, key: str, text: str) -> None:
         """Tell the admin once (the notifier's ``alert``, when it has one) and log it."""
         log.warning("%s", text)
         alert = getattr(self.notifier, "alert", None)

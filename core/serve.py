@@ -64,7 +64,7 @@ class Service:
         self.store = Store.open(settings.database_url)
         self.kizuna = Kizuna(settings, rules, self.store, self.connector)
         self.lease = Lease(self.store, ttl=timedelta(seconds=self.schedule.lease_ttl_seconds))
-        self.runner = JobRunner(self.store, self.lease)
+        self.runner = JobRunner(self.store, self.lease, on_failure=self._failed)
         self.bot = self._bot() if slack else None
         self.jobs = default_jobs(self.schedule, sync=self.kizuna.sync, evaluate=self._evaluate,
                                  daily_digest=self._digest("send_daily") if self.bot else None,
@@ -90,6 +90,13 @@ class Service:
         from bot.app import build_bot
 
         return build_bot(self.settings, self.kizuna, socket_mode=not self.http)
+
+    def _failed(self, job: Any, exc: Exception) -> None:
+        """Tell the admin channel (once a day per job) that a scheduled job failed."""
+        day = datetime.now(self.settings.tz).date()
+        self.kizuna.alert(f"job-failed:{job.name}:{day}",
+                          f"Kizuna's scheduled {job.name} failed: {exc}. The previous data stays "
+                          "in use; the job runs again at its next time.")
 
     def _evaluate(self) -> None:
         self.kizuna.apply(self.kizuna.decide())

@@ -107,3 +107,16 @@ def test_scheduler_jobs_are_single_instance_and_coalesced(any_store: Store) -> N
             assert job.max_instances == 1 and job.coalesce
     finally:
         scheduler.shutdown(wait=False)
+
+
+def test_failed_job_is_reported(any_store: Store) -> None:
+    """A failing job calls the failure hook (the admin channel in `kizuna serve`)."""
+    seen: list[tuple[str, str]] = []
+    runner = JobRunner(any_store, Lease(any_store, holder="a"),
+                       on_failure=lambda job, exc: seen.append((job.name, str(exc))))
+
+    def outage() -> None:
+        raise ConnectorError("REQUEST_LIMIT_EXCEEDED", connector="salesforce")
+
+    runner.run(Job("sync", "*/15 * * * *", outage))
+    assert seen == [("sync", "salesforce: REQUEST_LIMIT_EXCEEDED")]

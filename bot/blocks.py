@@ -150,9 +150,16 @@ def segment_line(evidence: Mapping[str, Any], language: str) -> str:
             f"{tr('cadence', language, days=evidence.get('cadence_days', '—'))}")
 
 
-def evidence_fields(evidence: Mapping[str, Any], labels: Mapping[str, str]) -> list[str]:
+_WORDS = ("green", "yellow", "red", "high_touch", "low_touch", "tech_touch", "active",
+          "passive", "dormant")
+
+
+def evidence_fields(evidence: Mapping[str, Any], labels: Mapping[str, str],
+                    language: str = "en") -> list[str]:
+    """The evidence numbers as "label: *value*"; band and segment words in the reader's language."""
     facts = evidence.get("facts") or {}
-    return [f"{esc(labels.get(name, name))}: *{esc(_num(value))}*"
+    return [f"{esc(labels.get(name, name))}: "
+            f"*{esc(tr(value, language) if value in _WORDS else _num(value))}*"
             for name, value in facts.items()]
 
 
@@ -183,7 +190,7 @@ def nudge_message(play: Play, account: Account, *, language: str, owner_name: st
         section("\n".join(lines)),
         section(f"*{tr('why', language)}:* {esc(reason)}"),
     ]
-    fields = evidence_fields(play.evidence, labels)
+    fields = evidence_fields(play.evidence, labels, language)
     if fields:
         blocks.append(context(" · ".join(fields)))
     status = f"{severity} · *{tr('due', language)}:* {play.due_on.isoformat()}"

@@ -105,12 +105,29 @@ def demo(
 
 
 def _reset_demo(settings: Settings) -> None:
-    for name in ("demo-crm.json",):
-        path = settings.data_dir / name
-        if path.exists():
-            path.unlink()
-    if settings.database_url.startswith("sqlite:///"):
-        db = Path(settings.database_url.removeprefix("sqlite:///"))
+    """Forget the demo: its CRM state file and the store — but never a store with real data."""
+    url = settings.database_url
+    db = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+    if db is None:
+        raise ConfigError("--reset only deletes a SQLite store; point KIZUNA_DATABASE_URL at a "
+                          "separate SQLite file for the demo", field="KIZUNA_DATABASE_URL")
+    if db.exists():
+        from sqlalchemy import select
+
+        from core import schema
+        store = Store.open(url)
+        try:
+            with store.engine.connect() as conn:
+                other = conn.execute(select(schema.accounts.c.source).where(
+                    schema.accounts.c.source != "demo").limit(1)).scalar()
+        finally:
+            store.close()
+        if other is not None:
+            raise ConfigError(f"the store {db} also holds {other} data; --reset would delete it. "
+                              "Use a separate KIZUNA_DATABASE_URL for the demo.",
+                              field="KIZUNA_DATABASE_URL")
+    (settings.data_dir / "demo-crm.json").unlink(missing_ok=True)
+    if db is not None:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
 

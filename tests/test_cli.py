@@ -80,3 +80,18 @@ def test_unknown_account_is_a_helpful_miss(demo_dir: Path) -> None:
     result = kizuna(demo_dir, "account", "zzzz-no-such-company")
     assert result.returncode == 1
     assert "No account matches" in result.stderr
+
+
+def test_demo_reset_never_deletes_real_crm_data(tmp_path: Path) -> None:
+    """`demo --reset` refuses when the store also mirrors a real CRM."""
+    from core.domain import Account, SyncBatch
+    from core.store import Store
+
+    store = Store.open(f"sqlite:///{tmp_path}/.kizuna/kizuna.db")
+    store.apply_sync("salesforce", [SyncBatch("Account", (Account(
+        source="salesforce", crm_id="001A", name="Real Customer"),))])
+    store.close()
+    result = kizuna(tmp_path, "demo", "--reset")
+    assert result.returncode == 2
+    assert "also holds salesforce data" in result.stderr
+    assert (tmp_path / ".kizuna" / "kizuna.db").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -55,14 +56,9 @@ def _postgres_url() -> str | None:
     return os.environ.get("KIZUNA_TEST_POSTGRES_URL")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """A fresh store on SQLite and, where configured, on a throw-away PostgreSQL database."""
-    if request.param == "sqlite":
-        s = Store.open(f"sqlite:///{tmp_path}/any.db")
-        yield s
-        s.close()
-        return
+@contextmanager
+def throwaway_postgres() -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped afterwards (skips without one)."""
     base = _postgres_url()
     if not base:
         pytest.skip("KIZUNA_TEST_POSTGRES_URL not set (CI sets it)")
@@ -70,12 +66,27 @@ def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = base.rsplit("/", 1)[0] + "/" + name
-    s = Store.open(url)
     try:
-        yield s
+        yield base.rsplit("/", 1)[0] + "/" + name
     finally:
-        s.close()
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database on SQLite and, where configured, on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/kizuna-test.db"
+        return
+    with throwaway_postgres() as url:
+        yield url
+
+
+@pytest.fixture
+def any_store(database_url: str) -> Iterator[Store]:
+    """A fresh store on SQLite and, where configured, on a throw-away PostgreSQL database."""
+    s = Store.open(database_url)
+    yield s
+    s.close()

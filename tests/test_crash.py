@@ -9,19 +9,16 @@ Runs on SQLite and, when ``KIZUNA_TEST_POSTGRES_URL`` is set, on PostgreSQL.
 from __future__ import annotations
 
 import re
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from core.domain import PlayState
 from core.ledger import Ledger
 from core.store import Store
 from tests.cli_helpers import kizuna
-from tests.conftest import _postgres_url
 from tests.fakes.salesforce import FakeSalesforce
 from tests.fakes.slack import FakeSlack
 
@@ -41,24 +38,6 @@ slack:
   daily_cap: null
   low_severity_to_digest: false
 """
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/crash.db"
-        return
-    base = _postgres_url()
-    if not base:
-        pytest.skip("KIZUNA_TEST_POSTGRES_URL not set (CI sets it)")
-    name = f"kizuna_crash_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield base.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture

@@ -125,22 +125,11 @@ def test_serve_answers_slack_over_http(tmp_path: Path, demo_env: dict) -> None:
 
 
 @pytest.fixture
-def shared_postgres(tmp_path: Path) -> Iterator[str]:
-    from sqlalchemy import create_engine, text
+def shared_postgres() -> Iterator[str]:
+    from tests.conftest import throwaway_postgres
 
-    from tests.conftest import _postgres_url
-    base = _postgres_url()
-    if not base:
-        pytest.skip("KIZUNA_TEST_POSTGRES_URL not set (CI sets it)")
-    name = f"kizuna_replicas_{os.getpid()}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield base.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with throwaway_postgres() as url:
+        yield url
 
 
 @pytest.mark.parametrize("replicas", [2, 3])
